@@ -123,7 +123,7 @@ class GlimpseEngine:
 
     # ----- the shared layer runner ------------------------------------------------------------
 
-    def _run_layers(
+    def run_layers(
         self,
         hidden: torch.Tensor,
         position_ids: torch.Tensor,
@@ -161,7 +161,7 @@ class GlimpseEngine:
 
     # ----- glimpse pieces ----------------------------------------------------------------------
 
-    def _glimpse_row_scores(
+    def glimpse_row_scores(
         self, layer_idx: int, x_in: torch.Tensor, rope: tuple, keys: torch.Tensor, image_pos: torch.Tensor
     ) -> torch.Tensor:
         """Scaled glimpse-query . image-key logits of one layer, ``[N, heads]``.
@@ -184,19 +184,14 @@ class GlimpseEngine:
         full = (q @ keys.repeat_interleave(groups, dim=1).transpose(-1, -2)).float() * attn.scaling
         return torch.log_softmax(full, dim=-1)[0, :, 0].index_select(-1, image_pos).T
 
-    def _vip_probs(self, scores: list[torch.Tensor], vision: VisionOutput, inputs: PromptInputs) -> list[torch.Tensor]:
+    def vip_logits(self, scores: list[torch.Tensor], vision: VisionOutput, grids: list[tuple[int, int]]) -> torch.Tensor:
+        """VIP keep logits ``[N]`` (all images, raster order) from the glimpse rows of the
+        ``selected_layers`` (each ``[N, heads]``) and the vision output. Differentiable: the
+        trainer calls it too."""
         gp = self.gp
         x = torch.cat(scores, dim=-1).to(self._compute_dtype())  # [N, layers*heads], layer-major
         segments = vision.image_segments if gp.attn_fuse_global else vision.window_segments
-        logits = self.modules.attn_fuser(
-            x,
-            [f.to(x.dtype) for f in vision.features],
-            inputs.grids,
-            vision.window_index,
-            segments,
-        )
-        probs = torch.sigmoid(logits.float())
-        return list(probs.split(vision.image_segments))
+        return self.modules.attn_fuser(x, [f.to(x.dtype) for f in vision.features], grids, vision.window_index, segments)
 
     def _masks(self, probs: list[torch.Tensor], inputs: PromptInputs, prune: PruneSettings) -> list[torch.Tensor]:
         gp = self.gp
@@ -208,7 +203,7 @@ class GlimpseEngine:
 
     # ----- prefill -----------------------------------------------------------------------------
 
-    def _embed(self, inputs: PromptInputs, vision: VisionOutput) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def embed(self, inputs: PromptInputs, vision: VisionOutput) -> tuple[torch.Tensor, torch.Tensor, int]:
         dev = self.device
         ids = inputs.input_ids.to(dev)
         embeds = self.lm.embed_tokens(ids)
@@ -227,11 +222,11 @@ class GlimpseEngine:
         prune: PruneSettings,
         mask_source: MaskSource | None,
     ) -> _Prefill:
-        hidden, position_ids, next_pos = self._embed(inputs, vision)
+        hidden, position_ids, next_pos = self.embed(inputs, vision)
         cache = DynamicCache(config=self.lm.config)
         n_layers = len(self.lm.layers)
         if mode == "baseline":
-            hidden = self._run_layers(hidden, position_ids, cache, range(n_layers))
+            hidden = self.run_layers(hidden, position_ids, cache, range(n_layers))
             return _Prefill(self._logits(hidden), cache, next_pos, None, None, 0.0)
 
         gp = self.gp
@@ -256,11 +251,12 @@ class GlimpseEngine:
 
         def score(i: int, x_in: torch.Tensor, rope: tuple) -> None:
             if i in gp.selected_layers:
-                scores[i] = self._glimpse_row_scores(i, x_in, rope, cache.layers[i].keys, image_pos)
+                scores[i] = self.glimpse_row_scores(i, x_in, rope, cache.layers[i].keys, image_pos)
 
-        hidden = self._run_layers(hidden, position_ids, cache, range(K + 1), add_glimpse, score)
+        hidden = self.run_layers(hidden, position_ids, cache, range(K + 1), add_glimpse, score)
         clock = Clock(self.device)
-        probs = self._vip_probs([scores[i] for i in gp.selected_layers], vision, inputs)
+        logits = self.vip_logits([scores[i] for i in gp.selected_layers], vision, inputs.grids)
+        probs = list(torch.sigmoid(logits.float()).split(vision.image_segments))
         masks = mask_source(inputs, probs) if mask_source is not None else self._masks(probs, inputs, prune)
         keep = torch.ones(S + le, dtype=torch.bool, device=self.device)
         keep[S:] = False  # the glimpse never stays
@@ -268,7 +264,7 @@ class GlimpseEngine:
         vip_s = clock.lap()
         hidden, position_ids = prune_tokens(hidden, position_ids, cache, keep, range(K + 1))
         if K + 1 < n_layers:
-            hidden = self._run_layers(hidden, position_ids, cache, range(K + 1, n_layers))
+            hidden = self.run_layers(hidden, position_ids, cache, range(K + 1, n_layers))
         return _Prefill(self._logits(hidden), cache, next_pos, [p.cpu() for p in probs], [m.cpu() for m in masks], vip_s)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
