@@ -154,6 +154,11 @@ def load_modules(id_or_dir: str | os.PathLike, base_config=None) -> tuple[Glimps
     """Read a published modules folder (local or hub id), checked against ``base_config`` if given."""
     folder = resolve_folder(id_or_dir, ["config.json", PT_NAME, ST_NAME])
     raw = read_config(folder)
+    if "reduce_layer" not in raw or "selected_layers" not in raw:
+        raise CheckpointError(
+            f"{folder}/config.json has no GlimpsePrune fields (model_type {raw.get('model_type')!r}): "
+            "this looks like a base model folder, not a modules folder"
+        )
     cfg = GlimpseConfig.from_dict(raw)
     if base_config is not None:
         check_against_base(cfg, base_config)
