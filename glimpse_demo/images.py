@@ -15,6 +15,9 @@ from .errors import InputError
 # shrunk, anything beyond this is refused before it can exhaust memory.
 MAX_DECODE_PIXELS = 25_000 * 25_000
 MAX_ASPECT = 150  # the Qwen2-VL resize refuses aspect ratios of 200 and more
+# Above this many pixels an image is shrunk by an integer factor before any mode conversion, so a
+# huge upload never gets copied at full size (the model's own budget is far smaller).
+SHRINK_ABOVE = 4096 * 4096
 
 
 def open_image(source) -> Image.Image:
@@ -33,6 +36,8 @@ def open_image(source) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
             try:
                 img = Image.open(fp)
+                if img.format == "JPEG" and img.width * img.height > SHRINK_ABOVE:
+                    img.draft(img.mode, (img.width // 8, img.height // 8))  # decode at reduced scale
                 img.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = old
@@ -67,6 +72,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
         pass
     if img.width < 1 or img.height < 1:
         raise InputError("the image is empty (0 pixels)")
+    if img.width * img.height > SHRINK_ABOVE:
+        if img.mode == "P":
+            img = img.convert("RGBA")
+        factor = math.ceil(math.sqrt(img.width * img.height / SHRINK_ABOVE))
+        img = img.reduce(factor)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
         lo, hi = float(a.min()), float(a.max())
