@@ -151,3 +151,39 @@ def test_baseline_reports_no_mask(engine, scene):
     assert res.kept_tokens == res.total_tokens
     d = res.to_dict()
     assert d["keep_mask"] is None and d["importance"] is None
+
+
+def test_prompt_hidden_states_equal_baseline_up_to_layer_k(engine, scene):
+    """Causality: no prompt token sees the glimpse, so layers 0..K give the baseline's hidden states."""
+    K = engine.gp.reduce_layer
+    seen: dict[str, list[torch.Tensor]] = {"baseline": [], "glimpse": []}
+    key = {"now": "baseline"}
+    hooks = [
+        engine.lm.layers[i].register_forward_hook(lambda _m, _a, out: seen[key["now"]].append(out[0] if isinstance(out, tuple) else out))
+        for i in range(K + 1)
+    ]
+    try:
+        for mode in ("baseline", "glimpse"):
+            key["now"] = mode
+            _prefill_cache(engine, scene, mode)
+    finally:
+        for h in hooks:
+            h.remove()
+    base, glim = seen["baseline"][: K + 1], seen["glimpse"][: K + 1]
+    S = base[0].shape[1]
+    assert glim[0].shape[1] == S + engine.gp.le_length
+    for b, g in zip(base, glim):
+        torch.testing.assert_close(g[:, :S], b, atol=1e-5, rtol=1e-5)
+
+
+def test_eager_attention_gives_the_same_tokens(tiny_dir, scene):
+    from glimpse_demo.engine import GlimpseEngine
+
+    eager = GlimpseEngine.from_pretrained(str(tiny_dir / "base"), str(tiny_dir / "glimpse"), device="cpu", attn_implementation="eager")
+    sdpa = GlimpseEngine.from_pretrained(str(tiny_dir / "base"), str(tiny_dir / "glimpse"), device="cpu")
+    for mode in ("baseline", "glimpse"):
+        a = run(eager, [scene], mode)
+        b = run(sdpa, [scene], mode)
+        assert a.generated_ids == b.generated_ids
+        if mode == "glimpse":
+            torch.testing.assert_close(a.images[0].importance, b.images[0].importance, atol=1e-4, rtol=1e-4)
