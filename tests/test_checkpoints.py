@@ -160,3 +160,13 @@ def test_base_loader_refuses_a_modules_folder(tiny_dir, tmp_path):
     shutil.copytree(tiny_dir / "glimpse", tmp_path / "g")
     with pytest.raises(CheckpointError):
         load_base(str(tmp_path / "g"), device="cpu")
+
+
+def test_hub_ids_fail_offline_with_a_clear_message(engine, monkeypatch):
+    from glimpse_demo.loading import load_base
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="could not fetch ashun989/GlimpsePrune_Qwen2.5-VL-7B-Instruct"):
+        load_modules("ashun989/GlimpsePrune_Qwen2.5-VL-7B-Instruct", engine.model.config)
+    with pytest.raises(CheckpointError, match="could not fetch Qwen/Qwen2.5-VL-3B-Instruct"):
+        load_base("Qwen/Qwen2.5-VL-3B-Instruct", device="cpu")
