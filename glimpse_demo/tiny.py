@@ -165,16 +165,23 @@ def tiny_glimpse_config(spec: TinySpec, base_config) -> GlimpseConfig:
 
 
 def calibration_image(size: tuple[int, int] = (448, 336), seed: int = 0):
-    """A fixed synthetic picture: a few coloured blobs on a gradient."""
+    """A fixed synthetic picture: coloured blobs over a tinted gradient with some texture; the
+    seed varies tint, brightness, gradient direction and noise so pictures differ like photos do."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
     w, h = size
-    grad = np.linspace(0, 255, w, dtype=np.float32)[None, :, None].repeat(h, 0).repeat(3, 2)
-    img = Image.fromarray((grad * np.array([0.3, 0.5, 0.7])).astype(np.uint8))
+    axis = np.linspace(0, 1, w if seed % 2 == 0 else h, dtype=np.float32)
+    ramp = axis[None, :] if seed % 2 == 0 else axis[:, None]
+    ramp = np.broadcast_to(ramp, (h, w))[..., None]
+    tint = rng.uniform(0.2, 1.0, 3)
+    level = rng.uniform(0.2, 1.0)
+    noise = rng.normal(0, rng.uniform(0, 40), (h, w, 3))
+    base = 255 * level * (0.3 + 0.7 * ramp) * tint + noise
+    img = Image.fromarray(base.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    for _ in range(5):
-        x, y = int(rng.integers(0, w - 60)), int(rng.integers(0, h - 60))
+    for _ in range(int(rng.integers(3, 8))):
+        x, y = int(rng.integers(0, max(1, w - 60))), int(rng.integers(0, max(1, h - 60)))
         r = int(rng.integers(15, 60))
         draw.ellipse([x, y, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
     return img
@@ -192,23 +199,23 @@ def build_tiny(spec: TinySpec = TinySpec()):
     return model, tokenizer, tiny_image_processor(spec)
 
 
-CALIBRATION = [
-    ((448, 336), 0, "What is in the image?"),
-    ((300, 600), 1, "Count the people."),
-    ((640, 360), 2, "What color is the sign?"),
-    ((420, 420), 3, "What does the text say?"),
-    ((560, 280), 4, "Describe the picture."),
-]
+RANDOM_MAX_RATIO = 0.5
+RANDOM_MIN_KEPT = 8
+_QUESTIONS = ["What is in the image?", "Count the people.", "What color is the sign?", "What does the text say?", "Describe the picture."]
+_SIZES = [(448, 336), (300, 600), (640, 360), (420, 420), (560, 280), (336, 448)]
+CALIBRATION = [(_SIZES[i % len(_SIZES)], 100 + i, _QUESTIONS[i % len(_QUESTIONS)]) for i in range(24)]
 
 
 def calibrate(engine, spread: float = 1.5) -> dict:
     """Make random modules prune a meaningful fraction (neither all nor nothing) on any picture.
 
     A random VIP's logits move mostly together per image, so a fixed threshold keeps all or none.
-    On a few fixed pictures we take the VIP's last hidden states, remove from the output weights
-    the directions of the per-image means (so the per-image offset vanishes), scale the weights to
-    a within-image logit spread of ``spread`` and centre the bias on the median: about half the
-    tokens then pass at threshold 0.5. Nothing here is trained; the modules stay random.
+    On fixed synthetic pictures we take the VIP's last hidden states, remove from the output head
+    the directions of the per-image means, scale it to a within-image logit spread of ``spread``
+    and centre the bias on the median: about half the tokens pass at threshold 0.5 on pictures
+    like these. On other pictures the offset comes back, so :func:`make_tiny` also bounds the kept
+    fraction through the published config fields (``max_remain_ratio``, ``min_remain_num``).
+    The rest of the modules stay random.
     """
     from .settings import GenerationSettings, RunSettings
 
@@ -222,11 +229,9 @@ def calibrate(engine, spread: float = 1.5) -> dict:
         handle.remove()
     means = torch.stack([x.mean(0) for x in seen])  # [images, d]
     w = head.weight.detach().float()[0]
-    q, _ = torch.linalg.qr(means.T)  # orthonormal basis of the mean directions
+    q, _ = torch.linalg.qr(means.T)  # orthonormal basis of the per-image mean directions
     w = w - q @ (q.T @ w)
-    logits = [x @ w for x in seen]
-    within = torch.cat([l - l.mean() for l in logits]).std()
-    w = w * (spread / within)
+    w = w * (spread / torch.cat([(x - x.mean(0)) @ w for x in seen]).std())
     bias = -float(torch.cat([x @ w for x in seen]).median())
     with torch.no_grad():
         head.weight.copy_(w.unsqueeze(0).to(head.weight.dtype))
@@ -255,6 +260,8 @@ def make_tiny(out_dir: str | Path, spec: TinySpec = TinySpec(), fmt: str = "pt")
     modules.init_random(seed=spec.seed + 1)
     engine = GlimpseEngine(BaseModel(model, tokenizer, improc, QWEN_CHAT_TEMPLATE, str(base_dir)), modules)
     calib = calibrate(engine)
+    # random modules: keep between RANDOM_MIN_KEPT tokens and RANDOM_MAX_RATIO of them, whatever the picture
+    modules.cfg = replace(gcfg, max_remain_ratio=RANDOM_MAX_RATIO, min_remain_num=RANDOM_MIN_KEPT)
     save_modules(gp_dir, modules, model.config, fmt=fmt)
     info = {"base": str(base_dir), "glimpse": str(gp_dir), "calibration": calib, "spec": spec.__dict__}
     (out / "tiny.json").write_text(json.dumps(info, indent=2, default=list))

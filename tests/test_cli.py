@@ -57,7 +57,7 @@ def test_json_baseline_and_threshold(tiny_dir, scene_path, capsys):
     base = run_json(capsys, infer(tiny_dir, scene_path, "--mode", "baseline", "--json", "--max-new-tokens", "4"))
     assert base["keep_mask"] is None and base["importance"] is None
     assert base["kept_tokens"] == base["total_tokens"]
-    keep_all = run_json(capsys, infer(tiny_dir, scene_path, "--mode", "glimpse", "--json", "--max-new-tokens", "4", "--threshold", "0"))
+    keep_all = run_json(capsys, infer(tiny_dir, scene_path, "--mode", "glimpse", "--json", "--max-new-tokens", "4", "--threshold", "0", "--max-remain-ratio", "1"))
     assert keep_all["generated_ids"] == base["generated_ids"]
     capped = run_json(capsys, infer(tiny_dir, scene_path, "--json", "--max-new-tokens", "1", "--threshold", "0", "--max-remain-ratio", "0.25"))
     assert capped["kept_tokens"] == int(0.25 * capped["total_tokens"])

@@ -33,7 +33,7 @@ def test_baseline_matches_transformers_generate(engine, scene):
 
 def test_keep_everything_gives_baseline_tokens(engine, scene):
     base = run(engine, [scene], "baseline")
-    keep_all = run(engine, [scene], threshold=0.0)
+    keep_all = run(engine, [scene], threshold=0.0, max_remain_ratio=1.0)
     assert keep_all.kept_tokens == keep_all.total_tokens
     assert keep_all.generated_ids == base.generated_ids
     assert keep_all.memory.kv_bytes_after_prefill == base.memory.kv_bytes_after_prefill
@@ -79,7 +79,7 @@ def test_pruned_cache_equals_baseline_at_kept_positions(engine, scene):
 
 def test_keep_all_cache_equals_baseline_in_every_layer(engine, scene):
     _, base = _prefill_cache(engine, scene, "baseline")
-    _, glim = _prefill_cache(engine, scene, "glimpse", threshold=0.0)
+    _, glim = _prefill_cache(engine, scene, "glimpse", threshold=0.0, max_remain_ratio=1.0)
     for lb, lg in zip(base.cache.layers, glim.cache.layers):
         torch.testing.assert_close(lg.keys, lb.keys, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(lg.values, lb.values, atol=1e-5, rtol=1e-5)
@@ -108,7 +108,11 @@ def test_one_pass_gives_mask_probabilities_and_answer(engine, scene):
     done = events[-1].result
     assert torch.equal(done.images[0].keep_mask, events[0].result.images[0].keep_mask)
     # the mask is exactly the policy applied to the reported probabilities
-    assert torch.equal(done.images[0].keep_mask, done.images[0].importance > 0.5) or done.kept_tokens == 1
+    from glimpse_demo.policy import keep_mask
+
+    im, gp = done.images[0], engine.gp
+    expected = keep_mask(im.importance.flatten(), im.grid, gp.reduce_threshold, gp.max_remain_ratio, gp.min_remain_num)
+    assert torch.equal(im.keep_mask.flatten(), expected)
 
 
 def test_streaming_equals_non_streaming(engine, scene):
@@ -140,7 +144,7 @@ def test_multi_image_gives_per_image_masks(engine, scene):
         assert im.keep_mask.shape == im.grid
         assert 1 <= im.kept_tokens <= im.total_tokens
     assert res.memory.kv_tokens_after_prefill == res.prompt_text_tokens + res.kept_tokens
-    keep_all = run(engine, [scene, second], threshold=0.0)
+    keep_all = run(engine, [scene, second], threshold=0.0, max_remain_ratio=1.0)
     base = run(engine, [scene, second], "baseline")
     assert keep_all.generated_ids == base.generated_ids
 
