@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from .errors import CheckpointError
 
@@ -91,12 +91,3 @@ class GlimpseConfig:
     @property
     def uses_visual_cond(self) -> bool:
         return self.attn_fuse_type == "AttnFuserV1" and len(self.selected_visual_layers) > 0
-
-    @property
-    def glimpse_layers(self) -> tuple[int, ...]:
-        """Layers whose glimpse embedding is ever used: those at or before the reduce layer."""
-        return tuple(l for l in self.le_layers if l <= self.reduce_layer)
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(GlimpseConfig)]
