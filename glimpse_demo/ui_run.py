@@ -7,6 +7,8 @@ Nothing here is kept between requests; the engine is shared and read-only.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -147,12 +149,39 @@ def modes_to_run(engine, with_baseline: bool) -> list[str]:
 
 
 def stream_pair(engine, images: list, question: str, settings: RunSettings, with_baseline: bool) -> Iterator[Snapshot]:
-    """GlimpsePrune first, then (optionally) the baseline, one model pass each, streamed."""
+    """GlimpsePrune first, then (optionally) the baseline, one model pass each, streamed.
+
+    The engine runs in a worker thread and hands its events over a queue: the engine's clocks keep
+    running while its stream is suspended, so drawing between events in the caller's thread would
+    otherwise be counted as time to first token and decode time. Closing this generator stops the
+    engine at its next event and waits for it, so two runs never overlap on the model.
+    """
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    modes = modes_to_run(engine, with_baseline)
+
+    def produce() -> None:
+        try:
+            for mode in modes:
+                for ev in engine.stream(images, question, replace(settings, mode=mode)):
+                    if stop.is_set():
+                        return
+                    events.put((mode, ev))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            events.put((None, e))
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=produce, name="glimpse-run", daemon=True)
+    worker.start()
     texts: dict[str, str] = {}
     results: dict[str, RunResult] = {}
-    for mode in modes_to_run(engine, with_baseline):
-        texts[mode] = ""
-        for ev in engine.stream(images, question, replace(settings, mode=mode)):
+    try:
+        while (item := events.get()) is not None:
+            mode, ev = item
+            if mode is None:
+                raise ev
+            texts.setdefault(mode, "")
             if ev.kind == "token":
                 texts[mode] += ev.text
             elif ev.result is not None:
@@ -160,6 +189,9 @@ def stream_pair(engine, images: list, question: str, settings: RunSettings, with
                 if ev.kind == "done":
                     texts[mode] = ev.result.answer
             yield Snapshot(f"{mode}-{ev.kind}", dict(texts), dict(results))
+    finally:
+        stop.set()
+        worker.join()
 
 
 def warm_up(engine, side: int = 448) -> None:

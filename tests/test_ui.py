@@ -339,3 +339,15 @@ def test_failures_mid_stream_become_messages(photo, error, words):
         drain(ui, photo)
     final, _ = drain(ui, photo)
     assert final["ans_b"]
+
+
+def test_closing_a_run_stops_the_engine_thread(photo):
+    import threading
+
+    from glimpse_demo.settings import RunSettings
+    from glimpse_demo.ui_run import stream_pair
+
+    gen = stream_pair(FakeEngine(), [photo], "What?", RunSettings(), with_baseline=True)
+    assert next(gen).stage == "glimpse-prefill"
+    gen.close()  # the user left mid-answer
+    assert not any(t.name == "glimpse-run" for t in threading.enumerate())
