@@ -49,8 +49,11 @@ class FakeEngine:
             image_processor=SimpleNamespace(patch_size=patch_size, merge_size=merge_size, size={"longest_edge": max_pixels}),
             source="fake",
         )
-        self.gp = SimpleNamespace(reduce_threshold=0.5, max_remain_ratio=None, min_remain_num=1, anchor_positions=())
-        self.modules = object() if with_modules else None
+        self.gp = None
+        self.modules = None
+        if with_modules:
+            self.gp = SimpleNamespace(reduce_threshold=0.5, max_remain_ratio=None, min_remain_num=1, anchor_positions=())
+            self.modules = object()
         self.device = torch.device("cpu")
         self.fail_after_prefill: Exception | None = None
         self.calls = 0

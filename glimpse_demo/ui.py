@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -34,6 +35,7 @@ EXAMPLES = [  # (file, question): a small object in a large scene, text, countin
     ("hubble_deep_field.jpg", "How many large spiral galaxies can you see?"),
     ("chelsea.png", "What colour are the cat's eyes?"),
 ]
+NO_MODULES = SimpleNamespace(reduce_threshold=0.5, max_remain_ratio=None, min_remain_num=1, anchor_positions=())
 CSS = """
 #answer-glimpse textarea { border-left: 4px solid #e8590c; }
 #answer-baseline textarea { border-left: 4px solid #5c7cfa; }
@@ -66,7 +68,7 @@ class DemoUI:
     def __init__(self, engine, info: ModelInfo) -> None:
         self.engine = engine
         self.info = info
-        self.gp = engine.gp
+        self.gp = engine.gp or NO_MODULES  # baseline-only engines have no GlimpsePrune config
 
     # ----- handlers -------------------------------------------------------------------------------
 

@@ -115,6 +115,14 @@ def test_without_modules_only_the_baseline_runs(photo):
     assert "every visual token is kept" in final["kept"]
 
 
+def test_a_real_engine_without_modules_runs_the_baseline_only(engine, small_photo):
+    from glimpse_demo.engine import GlimpseEngine
+
+    final, _ = drain(make_ui(GlimpseEngine(engine.base, None)), small_photo, **QUICK)
+    assert "baseline only" in final["ans_g"] and "baseline" in final["metrics_md"]
+    assert final["grid"] and final["dl_json"].interactive
+
+
 def test_every_image_of_the_prompt_is_drawn(fake_ui, photo, tmp_path):
     other = save(Image.new("RGB", (300, 120), "navy"), tmp_path / "b.png")
     final, _ = drain(fake_ui, photo, extra=[other])
