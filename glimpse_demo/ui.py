@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from . import plots
 from . import ui_view as view
 from .errors import GlimpseDemoError
 from .ui_upload import UploadImage
@@ -84,7 +85,8 @@ class DemoUI:
             raise user_error(e) from None
         note_g = "" if self.engine.modules is not None else "(no GlimpsePrune modules loaded: baseline only)"
         note_b = "" if with_baseline else "(baseline run switched off)"
-        yield {c["ans_g"]: note_g, c["ans_b"]: note_b, c["metrics_md"]: "", c["metrics_plot"]: None,
+        yield {c["ans_g"]: note_g, c["ans_b"]: note_b, c["kept"]: "Running…", c["metrics_md"]: "",
+               c["metrics_plot"]: None,
                c["dl_png"]: gr.DownloadButton(value=None, interactive=False),
                c["dl_json"]: gr.DownloadButton(value=None, interactive=False)}
         runs: dict = {}
@@ -110,7 +112,7 @@ class DemoUI:
             return {box: snap.texts[snap.mode]}
         if snap.event == "done":
             return {box: snap.texts[snap.mode], c["metrics_md"]: view.metrics_markdown(snap.results),
-                    c["metrics_plot"]: view.plots.metrics_figure(list(snap.results.values()))}
+                    c["metrics_plot"]: plots.metrics_figure(list(snap.results.values()))}
         if snap.mode == "glimpse" or "glimpse" not in snap.results:  # prefill: the masks are known
             last = view.last_run(images, snap.results[snap.mode], self.gp)
             out = self._pictures(last, last.images, threshold, ratio, opacity, compare_kind, 1, predicted=False)
