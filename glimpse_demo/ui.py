@@ -176,7 +176,7 @@ class DemoUI:
             c["with_baseline"] = gr.Checkbox(True, label="also run the baseline")
         with gr.Accordion("Settings", open=True):
             c["threshold"] = gr.Slider(0.0, 1.0, value=float(gp.reduce_threshold), step=0.01,
-                                       label="VIP threshold (keep tokens with p > threshold)")
+                                       label="VIP threshold (keep tokens with p > threshold)", elem_id="threshold")
             c["ratio"] = gr.Slider(0.01, 1.0, value=float(gp.max_remain_ratio or 1.0), step=0.01,
                                    label="max keep ratio (1 = no cap)")
             c["opacity"] = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="importance map opacity")

@@ -63,6 +63,16 @@ def run_example(page, url: str, image: Path = EXAMPLE, question: str = QUESTION,
     }
 
 
+def move_threshold(page, value: float, timeout_ms: int = 20_000) -> str:
+    """Type a threshold into the slider's box; returns the re-drawn kept-count line."""
+    box = page.locator("#threshold input[type=number]")
+    box.fill(f"{value}")
+    box.press("Enter")
+    line = page.locator("#kept-count", has_text=f"at threshold {value:.2f}")
+    line.wait_for(timeout=timeout_ms)
+    return line.inner_text()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "assets" / "screenshot.png"))

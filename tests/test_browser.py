@@ -1,6 +1,7 @@
 """A real browser: Playwright drives Debian's Chromium (headless, no sandbox, background networking
 off) through the app served on 127.0.0.1 with the tiny model: upload an example photo, Run, wait
-for both answers and the overlays, check that no error toast appeared, save a screenshot."""
+for both answers and the overlays, check that no error toast appeared, move the threshold (the grid
+is re-drawn without the model), save a screenshot."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def test_upload_run_and_see_both_answers_and_the_overlay(driver, engine, tiny_di
             console_errors = []
             page.on("pageerror", lambda e: console_errors.append(str(e)))
             shown = driver.run_example(page, url, ROOT / "examples" / "coffee.png", "What is on the saucer?")
+            redrawn = driver.move_threshold(page, 0.05)  # no model run: from the last probabilities
             shot = tmp_path / "browser.png"
             page.screenshot(path=str(shot), full_page=True)
             banner = page.locator("#model-banner").inner_text()
@@ -57,4 +59,6 @@ def test_upload_run_and_see_both_answers_and_the_overlay(driver, engine, tiny_di
     assert "GlimpsePrune kept" in shown["kept"]
     assert "visual tokens kept" in shown["metrics"]
     assert "tiny model" in banner.lower()
+    kept = int(shown["kept"].split("kept ")[1].split(" /")[0])
+    assert redrawn.startswith("Predicted kept visual tokens") and int(redrawn.split(": ")[1].split(" /")[0]) > kept
     assert shot.stat().st_size > 20_000
