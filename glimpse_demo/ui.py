@@ -160,7 +160,7 @@ class DemoUI:
                 with gr.Column(scale=3, min_width=420):
                     self._outputs(c)
             with gr.Accordion("What is on the screen? (for presenters)", open=False):
-                gr.Markdown(view.EXPLAINER, elem_id="explainer")
+                gr.Markdown(view.explainer(self.info), elem_id="explainer")
             self._wire(c, inputs)
         return demo
 

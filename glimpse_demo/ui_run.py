@@ -35,6 +35,9 @@ class ModelInfo:
     modules: str | None
     device: str = "cpu"
     dtype: str = "float32"
+    layers: int = 0  # decoder layers of the LLM
+    reduce_layer: int | None = None  # K: pruning happens after this layer (None without modules)
+    cell_px: int = 0  # pixels on a side of one merged image token
 
     @property
     def has_modules(self) -> bool:
@@ -62,7 +65,10 @@ def load_engine(
     if kind == "custom" and text_cfg.hidden_size < 512:
         kind = "tiny"
     p = next(engine.model.parameters())
-    info = ModelInfo(kind, base, modules, str(p.device), str(p.dtype).removeprefix("torch."))
+    min_side, _ = pixel_budget(engine)
+    info = ModelInfo(kind, base, modules, str(p.device), str(p.dtype).removeprefix("torch."),
+                     layers=text_cfg.num_hidden_layers, reduce_layer=engine.gp.reduce_layer if engine.gp else None,
+                     cell_px=min_side)
     log.info("model ready: %s", info)
     return engine, info
 

@@ -67,7 +67,7 @@ def replan(last: LastRun, threshold: float, max_keep_ratio: float | None) -> lis
 
 def _caption(k: int, r: ImageResult, n_images: int) -> str:
     head = f"image {k}: " if n_images > 1 else ""
-    return f"{head}{r.kept_tokens}/{r.total_tokens} tokens kept, grid {r.grid[0]}x{r.grid[1]}, cell {r.cell_px}px"
+    return f"{head}{r.kept_tokens}/{r.total_tokens} kept · {r.grid[0]}x{r.grid[1]} tokens of {r.cell_px}px"
 
 
 def heat_items(last: LastRun, images: list[ImageResult], opacity: float, threshold: float) -> list[tuple[Image.Image, str]]:
@@ -168,6 +168,16 @@ def banner(info: ModelInfo) -> str:
         return (f"### ⚠️ A tiny model\n{loaded}\n\nThis model is very small; unless it was trained for this, its "
                 f"answers are not meaningful. For real answers start {REAL_MODEL_HINT}.")
     return loaded
+
+
+def explainer(info: ModelInfo) -> str:
+    """The presenter's notes, with this model's own numbers appended."""
+    facts = []
+    if info.reduce_layer is not None and info.layers:
+        facts.append(f"layer K = {info.reduce_layer} (counting from 0) of {info.layers} decoder layers")
+    if info.cell_px:
+        facts.append(f"one grid cell = one merged token = {info.cell_px}x{info.cell_px} pixels of the resized image")
+    return EXPLAINER + ("\n**This model:** " + "; ".join(facts) + "." if facts else "")
 
 
 EXPLAINER = """

@@ -81,7 +81,7 @@ def test_run_streams_tokens_then_draws_everything(fake_ui, photo):
     last = final["state"]
     assert grid.size == last.views[0].size and heat.height == grid.height + ui_view.viz.LEGEND_H
     r = last.images[0]
-    assert cap_g.startswith(f"{r.kept_tokens}/{r.total_tokens} tokens kept")
+    assert cap_g.startswith(f"{r.kept_tokens}/{r.total_tokens} kept")
     original, overlay = final["compare"]
     assert original.size == overlay.size == grid.size
     assert "GlimpsePrune kept" in final["kept"]
@@ -188,6 +188,17 @@ def test_banner_says_when_the_model_is_not_real():
         assert "--base-model Qwen/Qwen2.5-VL" in ui_view.banner(ModelInfo(kind, "b", "m"))
     real = ui_view.banner(ModelInfo("custom", "Qwen/Qwen2.5-VL-7B-Instruct", "ashun989/GlimpsePrune_Qwen2.5-VL-7B-Instruct"))
     assert "⚠️" not in real and "Qwen2.5-VL-7B-Instruct" in real
+
+
+def test_the_explainer_gives_this_models_layer_k_and_cell_size(tiny_dir):
+    from glimpse_demo.ui_run import load_engine
+
+    engine, info = load_engine(str(tiny_dir / "base"), str(tiny_dir / "glimpse"), device="cpu")
+    assert (info.kind, info.reduce_layer, info.layers, info.cell_px) == ("tiny", engine.gp.reduce_layer, 4, 28)
+    text = ui_view.explainer(info)
+    assert "layer K = 2 (counting from 0) of 4 decoder layers" in text and "28x28 pixels" in text
+    assert "glimpse token" in text.lower() and "VIP" in text and "key/value cache" in text
+    assert "This model" not in ui_view.explainer(ModelInfo("custom", "b", None))
 
 
 def test_views_do_not_import_gradio():
