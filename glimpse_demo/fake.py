@@ -18,11 +18,13 @@ from .engine import StreamEvent
 from .errors import CheckpointError, InputError
 from .images import fit_to_budget, open_image
 from .policy import keep_mask
-from .prompting import MAX_QUESTION_CHARS
+from .prompting import clean_question
 from .result import ImageResult, Memory, RunResult, Timings
 from .settings import RunSettings
+from .tiny import SPECIAL_TOKENS
 
 BYTES_PER_TOKEN = 1024  # fake KV cache cost of one token, all layers
+QWEN_SPECIAL = SimpleNamespace(all_special_tokens=list(SPECIAL_TOKENS))  # what clean_question reads of a tokenizer
 
 
 def bump(grid: tuple[int, int], center=(0.35, 0.3), sigma: float = 0.22) -> torch.Tensor:
@@ -73,10 +75,7 @@ class FakeEngine:
             raise CheckpointError("glimpse mode needs GlimpsePrune modules; none are loaded")
         if not images:
             raise InputError("no image was given")
-        if question is None or not question.strip():
-            raise InputError("the question is empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise InputError(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
+        clean_question(question, QWEN_SPECIAL)  # the engine's own check
         max_pixels = self.base.image_processor.size["longest_edge"]
         pil = [fit_to_budget(open_image(im), self.cell_px, max_pixels) for im in images]
         grids = [self._grid(im) for im in pil]

@@ -17,7 +17,7 @@ from . import plots
 from . import ui_view as view
 from .errors import GlimpseDemoError
 from .ui_upload import UploadImage
-from .ui_run import ModelInfo, open_inputs, settings_from_controls, stream_pair
+from .ui_run import ModelInfo, check_question, open_inputs, settings_from_controls, stream_pair
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class DemoUI:
         c = self.c
         try:
             settings = settings_from_controls(threshold, ratio, max_new, greedy, temperature, top_p, seed)
+            check_question(question)
             images = open_inputs(self.engine, image, extra)
         except (GlimpseDemoError, ValueError) as e:
             raise user_error(e) from None

@@ -16,6 +16,7 @@ from PIL import Image
 
 from .errors import InputError
 from .images import fit_to_budget, open_image
+from .prompting import MAX_QUESTION_CHARS
 from .result import RunResult
 from .settings import GenerationSettings, PruneSettings, RunSettings
 
@@ -99,6 +100,15 @@ def settings_from_controls(
             seed=int(seed or 0),
         ),
     )
+
+
+def check_question(question: str | None) -> str:
+    """The cheap checks, before anything is drawn; the engine still checks the rest (special tokens)."""
+    if question is None or not question.strip():
+        raise InputError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    return question
 
 
 def pixel_budget(engine) -> tuple[int, int]:

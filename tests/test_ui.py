@@ -370,3 +370,12 @@ def test_closing_a_run_stops_the_engine_thread(photo):
     assert next(gen).stage == "glimpse-prefill"
     gen.close()  # the user left mid-answer
     assert not any(t.name == "glimpse-run" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("question", ["", "x" * 4001])
+def test_question_mistakes_fail_before_any_output_changes(fake_ui, photo, question):
+    c = CONTROLS
+    gen = fake_ui.run(photo, None, question, c["threshold"], c["ratio"], c["max_new"], c["greedy"], c["temperature"],
+                      c["top_p"], c["seed"], c["with_baseline"], c["opacity"], c["compare_kind"])
+    with pytest.raises(gr.Error, match="question"):
+        next(gen)  # raised before the first update: the last run's pictures stay on screen
