@@ -17,7 +17,8 @@ from . import plots
 from . import ui_view as view
 from .errors import GlimpseDemoError
 from .ui_upload import UploadImage
-from .ui_run import ModelInfo, check_question, open_inputs, settings_from_controls, stream_pair
+from .settings import RunSettings
+from .ui_run import ModelInfo, Snapshot, check_question, open_inputs, settings_from_controls, stream_pair
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class DemoUI:
         self.engine = engine
         self.info = info
         self.gp = engine.gp or NO_MODULES  # baseline-only engines have no GlimpsePrune config
+        # Only the model runs hold the GPU; drawing stays outside. On ZeroGPU the decorated call runs
+        # in a worker process, so it takes and yields plain picklable values (images, settings, Snapshots).
+        self.stream = gpu(self._stream)
+
+    def _stream(self, images: list, question: str, settings: RunSettings, with_baseline: bool) -> Iterator[Snapshot]:
+        yield from stream_pair(self.engine, images, question, settings, with_baseline)
 
     # ----- handlers -------------------------------------------------------------------------------
 
@@ -93,7 +100,7 @@ class DemoUI:
         runs: dict = {}
         latest: dict = {}  # every output's newest value: the last message is complete on its own
         try:
-            for snap in stream_pair(self.engine, images, question, settings, with_baseline):
+            for snap in self.stream(images, question, settings, with_baseline):
                 runs = snap.results
                 update = self._render(snap, images, threshold, ratio, opacity, compare_kind)
                 if update:
@@ -220,7 +227,7 @@ class DemoUI:
     def _wire(self, c: dict, inputs: list) -> None:
         outs = [c[k] for k in ("ans_g", "ans_b", "kept", "heat", "grid", "compare", "compare_idx", "metrics_md",
                                "metrics_plot", "hist", "dl_png", "dl_json", "state")]
-        gr.on([c["run_btn"].click, c["question"].submit], gpu(self.run), inputs + [c["compare_kind"]], outs,
+        gr.on([c["run_btn"].click, c["question"].submit], self.run, inputs + [c["compare_kind"]], outs,
               api_name="run", concurrency_limit=MODEL_CONCURRENCY, concurrency_id=MODEL_QUEUE)
         # user moves only (.input): a run that updates a control must not trigger a re-draw
         draw_in = [c[k] for k in ("state", "threshold", "ratio", "opacity", "compare_kind", "compare_idx")]

@@ -181,6 +181,19 @@ def test_gpu_decorator_is_a_no_op_without_spaces():
         pytest.skip("the spaces package is installed here")
 
 
+def test_the_gpu_part_takes_and_yields_picklable_values(real_ui, small_photo):
+    """On a ZeroGPU Space the decorated call runs in another process: its arguments and every value
+    it yields cross a pickle boundary."""
+    import pickle
+
+    from glimpse_demo.ui_run import open_inputs, settings_from_controls
+
+    args = (open_inputs(real_ui.engine, small_photo), "What?", settings_from_controls(0.5, 1.0, 2, True, 1.0, 1.0, 0), True)
+    pickle.dumps(args)
+    snaps = [pickle.loads(pickle.dumps(s)) for s in real_ui.stream(*args)]
+    assert snaps[-1].stage == "baseline-done" and snaps[-1].results["glimpse"].images[0].keep_mask is not None
+
+
 def test_banner_says_when_the_model_is_not_real():
     assert "random weights" in ui_view.banner(ModelInfo("tiny-random", "b", "m"))
     assert "synthetic" in ui_view.banner(ModelInfo("toy", "b", "m"))
