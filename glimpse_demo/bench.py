@@ -281,7 +281,8 @@ TIMED = ("vision_s", "prefill_s", "vip_s", "ttft_s", "decode_ms_per_token", "cpu
 
 def _summarise(runs: list[dict]) -> dict:
     out = {k: runs[0][k] for k in ("kept_tokens", "total_tokens", "text_tokens", "kv_bytes_after_prefill",
-                                   "kv_tokens_after_prefill", "kv_bytes_end", "decode_tokens", "peak_kind", "peak_bytes")}
+                                   "kv_tokens_after_prefill", "kv_bytes_end", "decode_tokens", "peak_kind", "peak_bytes",
+                                   "peak_bytes_memory_runs")}
     for k in TIMED:
         vals = [r[k] for r in runs]
         med = statistics.median(vals)
@@ -298,6 +299,7 @@ class BenchConfig:
     kept: tuple[float, ...] = (1.0, 0.25, 0.10, 0.05)
     repeats: int = 3
     warmup: int = 1
+    memory_runs: int = 2
     decode_tokens: int = 16
     device: str = "cpu"
     threads: int = 1
@@ -353,15 +355,21 @@ def run_bench(cfg: BenchConfig, progress=None, partial_path: Path | None = None)
                     last = runs[m.name][-1]
                     progress(f"grid {grid[0]}x{grid[1]} repeat {r + 1}/{cfg.repeats} {m.name}: prefill "
                              f"{last['cpu_prefill_s'] * 1e3:.0f} ms CPU, {last['prefill_s'] * 1e3:.0f} ms wall")
-        # peak memory: one more run per mode, allocator set so RSS growth is that run's own
-        if alloc:
-            alloc.memory()
-        for m in modes:
-            peak = _run_once(engine, image, m, cfg.decode_tokens, cfg.question, cfg.threads)["peak_bytes"]
-            for run in runs[m.name]:
-                run["peak_bytes_timing_run"], run["peak_bytes"] = run["peak_bytes"], peak
+        # peak memory: extra untimed runs with the allocator set so RSS growth is each run's own; a
+        # sampled reading can only miss a peak, so the largest of ``memory_runs`` readings counts
+        peaks: dict[str, list[int]] = {m.name: [] for m in modes}
+        for r in range(cfg.memory_runs):
+            for m in (modes if r % 2 == 0 else modes[::-1]):
+                if alloc:
+                    alloc.memory()
+                peaks[m.name].append(_run_once(engine, image, m, cfg.decode_tokens, cfg.question, cfg.threads)["peak_bytes"])
         if alloc:
             alloc.timing()
+        for m in modes:
+            for run in runs[m.name]:
+                run["peak_bytes_timing_run"] = run["peak_bytes"]
+                run["peak_bytes"] = max(peaks[m.name], default=run["peak_bytes"])
+                run["peak_bytes_memory_runs"] = peaks[m.name]
         size = _size_entry(arch, grid, modes, runs, dtype_bytes, cfg.clock)
         result["sizes"].append(size)
         result["elapsed_s"] = time.perf_counter() - t0
@@ -552,24 +560,29 @@ def figure(result: dict):
     )
     names = [m["mode"] for m in sizes[0]["modes"]]
     xs = [s["n_visual"] for s in sizes]
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+    color = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    size_color = {s["n_visual"]: palette[(len(names) + i) % len(palette)] for i, s in enumerate(sizes)}
     cpu = result["config"].get("clock") == "cpu"
     pre, dec = ("cpu_prefill_s", "cpu_decode_ms_per_token") if cpu else ("prefill_s", "decode_ms_per_token")
     for i, name in enumerate(names):
         ms = [s["modes"][i] for s in sizes]
-        fig.add_scatter(x=xs, y=[m[pre] for m in ms], name=name, legendgroup=name, mode="lines+markers", row=1, col=1)
-        fig.add_scatter(x=[m["kv_tokens_after_prefill"] for m in ms], y=[m[dec] for m in ms], name=name,
-                        legendgroup=name, showlegend=False, mode="markers", row=1, col=3)
-        fig.add_scatter(x=xs, y=[m["kv_bytes_after_prefill"] / 2**20 for m in ms], name=name, legendgroup=name,
-                        showlegend=False, mode="lines+markers", row=2, col=1)
-        fig.add_scatter(x=xs, y=[m["peak_bytes"] / 2**20 for m in ms], name=name, legendgroup=name, showlegend=False,
-                        mode="lines+markers", row=2, col=2)
+        style = {"name": name, "legendgroup": name, "marker": {"color": color[name]}, "line": {"color": color[name]}}
+        fig.add_scatter(x=xs, y=[m[pre] for m in ms], mode="lines+markers", row=1, col=1, **style)
+        fig.add_scatter(x=[m["kv_tokens_after_prefill"] for m in ms], y=[m[dec] for m in ms], showlegend=False,
+                        mode="markers", row=1, col=3, **style)
+        fig.add_scatter(x=xs, y=[m["kv_bytes_after_prefill"] / 2**20 for m in ms], showlegend=False,
+                        mode="lines+markers", row=2, col=1, **style)
+        fig.add_scatter(x=xs, y=[m["peak_bytes"] / 2**20 for m in ms], showlegend=False, mode="lines+markers",
+                        row=2, col=2, **style)
     for s in sizes:
         c = sorted(s["comparisons"], key=lambda c: c["kept_fraction"])
         kf = [x["kept_fraction"] for x in c]
+        col = size_color[s["n_visual"]]
         fig.add_scatter(x=kf, y=[x["prefill_ratio_measured"] for x in c], name=f"measured, {s['n_visual']} tok",
-                        mode="markers", row=1, col=2)
+                        mode="markers", marker={"color": col, "size": 9}, row=1, col=2)
         fig.add_scatter(x=kf, y=[x["prefill_ratio_analytic_flops"] for x in c], name=f"analytic FLOPs, {s['n_visual']} tok",
-                        mode="lines", line={"dash": "dot"}, row=1, col=2)
+                        mode="lines", line={"dash": "dot", "color": col}, row=1, col=2)
     rel = result.get("analytic_releases", {}).get("7b")
     if rel:
         pts = [p for p in rel["settings"] if abs(p["kept_fraction"] - 0.074) < 0.002]
@@ -680,6 +693,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kept", type=_floats, default=(1.0, 0.25, 0.10, 0.05), help="forced kept fractions; 1 measures the glimpse overhead")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--memory-runs", type=int, default=2, help="untimed runs per mode for peak memory (largest reading kept)")
     p.add_argument("--decode-tokens", type=int, default=16, help="decode steps timed after the first token")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the CPU clock is the main thread's own)")
@@ -689,15 +703,28 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="file stem (default bench-<arch>)")
     p.add_argument("--html-js", choices=["cdn", "inline"], default="cdn", help="plotly.js in the HTML: cdn link (small file) or inline")
     p.add_argument("--no-png", action="store_true", help="skip the PNG even when kaleido is installed")
+    p.add_argument("--from-json", default=None, help="redraw the figure and table of an earlier result; measure nothing")
     p.add_argument("--table", action="store_true", help="print the markdown table")
 
 
 def _bench(a: argparse.Namespace) -> int:
     import sys
 
-    if a.repeats < 1 or a.warmup < 0 or a.decode_tokens < 1 or a.threads < 1:
-        raise InputError("--repeats, --decode-tokens and --threads must be >= 1, --warmup >= 0")
-    cfg = BenchConfig(arch=a.arch, tokens=a.tokens, kept=a.kept, repeats=a.repeats, warmup=a.warmup,
+    if a.repeats < 1 or a.warmup < 0 or a.memory_runs < 0 or a.decode_tokens < 1 or a.threads < 1:
+        raise InputError("--repeats, --decode-tokens and --threads must be >= 1, --warmup and --memory-runs >= 0")
+    if a.from_json:
+        try:
+            result = json.loads(Path(a.from_json).read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read {a.from_json}: {e}") from e
+        if result.get("schema") != SCHEMA:
+            raise InputError(f"{a.from_json} is not a {SCHEMA} result")
+        paths = write_outputs(result, Path(a.out), a.name or Path(a.from_json).stem, a.html_js, png=not a.no_png)
+        print(json.dumps({"files": paths}, indent=1))
+        if a.table:
+            print(markdown_table(result))
+        return 0
+    cfg = BenchConfig(arch=a.arch, tokens=a.tokens, kept=a.kept, repeats=a.repeats, warmup=a.warmup, memory_runs=a.memory_runs,
                       decode_tokens=a.decode_tokens, device=a.device, threads=a.threads, seed=a.seed, clock=a.clock, grids=a.grids)
     out = Path(a.out)
     stem = a.name or f"bench-{a.arch}"

@@ -17,7 +17,7 @@ TOKENS = (16, 36)  # 4x4 and 6x6 grids: 0.25 of each is a whole number of tokens
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["bench", "--arch", "tiny", "--tokens", ",".join(map(str, TOKENS)), "--kept", ",".join(map(str, KEPT)),
-            "--repeats", "1", "--warmup", "0", "--decode-tokens", "2", "--out", str(out), "--name", "smoke", "--no-png"]
+            "--repeats", "1", "--warmup", "0", "--memory-runs", "1", "--decode-tokens", "2", "--out", str(out), "--name", "smoke", "--no-png"]
     assert cli.main(argv) == 0
     assert (out / "smoke.html").is_file()
     assert not (out / "smoke.partial.json").exists()
