@@ -193,13 +193,24 @@ class GlimpseEngine:
         segments = vision.image_segments if gp.attn_fuse_global else vision.window_segments
         return self.modules.attn_fuser(x, [f.to(x.dtype) for f in vision.features], grids, vision.window_index, segments)
 
-    def _masks(self, probs: list[torch.Tensor], inputs: PromptInputs, prune: PruneSettings) -> list[torch.Tensor]:
+    def effective_prune(self, prune: PruneSettings) -> PruneSettings:
+        """Per-call values, with the modules' config filling what the call leaves as None."""
         gp = self.gp
-        threshold = gp.reduce_threshold if prune.threshold is None else prune.threshold
-        ratio = gp.max_remain_ratio if prune.max_remain_ratio is None else prune.max_remain_ratio
-        min_num = gp.min_remain_num if prune.min_remain_num is None else prune.min_remain_num
-        anchors = tuple(gp.anchor_positions) if prune.anchors is None else prune.anchors
-        return [keep_mask(p, g, threshold, ratio, min_num, anchors) for p, g in zip(probs, inputs.grids)]
+        if gp is None:
+            return prune
+        return PruneSettings(
+            threshold=gp.reduce_threshold if prune.threshold is None else prune.threshold,
+            max_remain_ratio=gp.max_remain_ratio if prune.max_remain_ratio is None else prune.max_remain_ratio,
+            min_remain_num=gp.min_remain_num if prune.min_remain_num is None else prune.min_remain_num,
+            anchors=tuple(gp.anchor_positions) if prune.anchors is None else prune.anchors,
+        )
+
+    def _masks(self, probs: list[torch.Tensor], inputs: PromptInputs, prune: PruneSettings) -> list[torch.Tensor]:
+        p = self.effective_prune(prune)
+        return [
+            keep_mask(pr, g, p.threshold, p.max_remain_ratio, p.min_remain_num, p.anchors)
+            for pr, g in zip(probs, inputs.grids)
+        ]
 
     # ----- prefill -----------------------------------------------------------------------------
 
@@ -288,7 +299,12 @@ class GlimpseEngine:
         settings: RunSettings = RunSettings(),
         mask_source: MaskSource | None = None,
     ) -> Iterator[StreamEvent]:
-        """Run once, yielding a "prefill" event, one "token" event per new token, then "done"."""
+        """Run once, yielding a "prefill" event, one "token" event per new token, then "done".
+
+        The clocks run while the caller holds an event: a consumer that draws between events
+        should drain the stream in another thread (as the UI does) to keep its work out of the
+        timings.
+        """
         if settings.mode == "glimpse" and self.modules is None:
             raise CheckpointError("glimpse mode needs GlimpsePrune modules; none are loaded")
         dev = self.device
@@ -374,7 +390,7 @@ class GlimpseEngine:
             memory=memory,
             prompt_tokens=int(inputs.input_ids.shape[1]),
             prompt_text_tokens=inputs.text_token_count,
-            settings=_settings_dict(settings),
+            settings=_settings_dict(settings, self.effective_prune(settings.prune)),
             stop_reason=reason,
         )
 
@@ -397,5 +413,5 @@ class GlimpseEngine:
         return result
 
 
-def _settings_dict(s: RunSettings) -> dict:
-    return {"mode": s.mode, "prune": asdict(s.prune), "generation": asdict(s.generation)}
+def _settings_dict(s: RunSettings, prune: PruneSettings) -> dict:
+    return {"mode": s.mode, "prune": asdict(prune), "generation": asdict(s.generation)}

@@ -72,15 +72,21 @@ def clean_question(question: str | None, tokenizer) -> str:
     return question
 
 
+def pixel_budget(image_processor) -> tuple[int, int]:
+    """(smallest side, most pixels) an image is fitted to before the processor sees it."""
+    size = image_processor.size
+    get = size.get if hasattr(size, "get") else lambda k: getattr(size, k, None)
+    return int(image_processor.patch_size) * int(image_processor.merge_size), int(get("longest_edge") or get("max_pixels"))
+
+
 def build_inputs(tokenizer, image_processor, chat_template: str, images: list, question: str) -> PromptInputs:
     if not images:
         raise InputError("no image was given")
     question = clean_question(question, tokenizer)
     patch = int(image_processor.patch_size)
     merge = int(image_processor.merge_size)
-    factor = patch * merge
-    max_pixels = int(image_processor.size.get("longest_edge") or image_processor.size.get("max_pixels"))
-    pil = [fit_to_budget(open_image(im), factor, max_pixels) for im in images]
+    min_side, max_pixels = pixel_budget(image_processor)
+    pil = [fit_to_budget(open_image(im), min_side, max_pixels) for im in images]
     vis = image_processor(images=pil, return_tensors="pt")
     grid_thw = vis["image_grid_thw"]
     messages = [{"role": "user", "content": [{"type": "image"} for _ in pil] + [{"type": "text", "text": question}]}]

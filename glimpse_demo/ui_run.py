@@ -16,6 +16,7 @@ from PIL import Image
 
 from .errors import InputError
 from .images import fit_to_budget, open_image
+from . import prompting
 from .prompting import MAX_QUESTION_CHARS
 from .result import RunResult
 from .settings import GenerationSettings, PruneSettings, RunSettings
@@ -113,10 +114,7 @@ def check_question(question: str | None) -> str:
 
 def pixel_budget(engine) -> tuple[int, int]:
     """(smallest side, largest pixel count) the engine's image processor accepts."""
-    ip = engine.base.image_processor
-    size = ip.size
-    get = size.get if hasattr(size, "get") else lambda k: getattr(size, k, None)
-    return int(ip.patch_size) * int(ip.merge_size), int(get("longest_edge") or get("max_pixels"))
+    return prompting.pixel_budget(engine.base.image_processor)
 
 
 def open_inputs(engine, image, extra: list | None = None) -> list[Image.Image]:
