@@ -403,6 +403,8 @@ def _size_entry(arch, grid, modes, runs, dtype_bytes, clock: str = "cpu") -> dic
     base = None
     for m in modes:
         s = _summarise(runs[m.name])
+        if s["total_tokens"] != n:  # the processor resized the picture: the cost model would price the wrong grid
+            raise RuntimeError(f"asked for a {grid[0]}x{grid[1]} grid, the model saw {s['total_tokens']} visual tokens")
         text = s["text_tokens"]
         mode = "baseline" if m.kept is None else "glimpse"
         pc = cm.prefill_cost(arch, grid, text, mode, 1.0 if m.kept is None else m.kept, dtype_bytes)

@@ -37,6 +37,7 @@ def test_json_schema(result):
                         "kept_fraction", "analytic"):
                 assert key in m, key
             assert len(m["prefill_s_all"]) == 1
+            assert m["total_tokens"] == s["n_visual"]  # the picture reached the model unresized
             assert m["decode_tokens"] == 2  # no early stop: every mode decodes the same number of steps
         assert len(s["comparisons"]) == len(KEPT)
     for t in ("prefill_ratio_within_10pct", "overhead_at_most_3pct", "kv_bytes_equal_analytic", "peak_glimpse_at_most_baseline"):
