@@ -70,3 +70,24 @@ def test_fit_exponent():
 def test_bad_options_exit_2(capsys):
     assert cli.main(["bench", "--arch", "tiny", "--repeats", "0"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_toy_arch_runs_from_its_folder(monkeypatch, tiny_dir):
+    """--arch toy loads whatever model sits at defaults.TOY_BASE / TOY_GLIMPSE (here: make-tiny's)."""
+    from glimpse_demo import defaults
+
+    monkeypatch.setattr(defaults, "TOY_BASE", tiny_dir / "base")
+    monkeypatch.setattr(defaults, "TOY_GLIMPSE", tiny_dir / "glimpse")
+    cfg = bench.BenchConfig(arch="toy", tokens=(16,), kept=(0.25,), repeats=1, warmup=0, memory_runs=0, decode_tokens=2)
+    res = bench.run_bench(cfg)
+    assert res["model"]["arch"] == "toy"
+    (c,) = res["sizes"][0]["comparisons"]
+    assert c["kv_image_ratio_measured"] == 0.25 and c["kv_bytes_equal_analytic"]
+
+
+def test_toy_arch_absent_is_a_user_error(monkeypatch, tmp_path, capsys):
+    from glimpse_demo import defaults
+
+    monkeypatch.setattr(defaults, "TOY_BASE", tmp_path / "none")
+    assert cli.main(["bench", "--arch", "toy", "--out", str(tmp_path)]) == 2
+    assert "toy model" in capsys.readouterr().err
