@@ -63,6 +63,22 @@ class GatedMLP(nn.Module):
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
+SCORE_ELEMENTS = 1 << 20  # scores held at once per head: bounds the VIP's memory at any token count
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v, a block of queries at a time.
+
+    Query/key heads are wider than value heads here, which sends torch's fused attention to its
+    fallback that materialises the whole n x n score matrix (64 MiB per layer at 4096 tokens);
+    chunking keeps the score block small and the result equal.
+    """
+    n = k.shape[1]
+    chunk = max(16, SCORE_ELEMENTS // max(n, 1))
+    kt = k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    return torch.cat([torch.softmax((c @ kt).float(), dim=-1).to(v.dtype) @ v for c in q.split(chunk, 1)], dim=1)
+
+
 class CondAttention(nn.Module):
     """Queries and keys from ``[x, cond]``, values from ``x``; attention within each segment."""
 
@@ -87,10 +103,7 @@ class CondAttention(nn.Module):
         k = (k.float() * cos + _rotate_half(k.float()) * sin).to(v.dtype)
         q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # [heads, n, d]
         # segments are contiguous in window order, so attention is block diagonal
-        outs = [
-            F.scaled_dot_product_attention(qs, ks, vs)
-            for qs, ks, vs in zip(q.split(segments, 1), k.split(segments, 1), v.split(segments, 1))
-        ]
+        outs = [_attend(qs, ks, vs) for qs, ks, vs in zip(q.split(segments, 1), k.split(segments, 1), v.split(segments, 1))]
         out = torch.cat(outs, dim=1).transpose(0, 1).reshape(n, -1)
         return self.o_proj(out)
 
