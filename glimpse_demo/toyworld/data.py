@@ -16,7 +16,8 @@ from .world import COLOR_NAMES, SHAPES, Sample, render
 
 
 # the word of each question type that says what kind of answer is wanted
-TYPE_WORDS = {"color": "color", "shape": "shape", "exist": "there", "count": "many", "position": "where"}
+TYPE_WORDS = {"color": "color", "shape": "shape", "exist": "there", "count": "many", "position": "where",
+              "exist_color": "there", "count_color": "many"}
 
 
 @dataclass

@@ -21,7 +21,7 @@ def evaluate(engine: GlimpseEngine, samples: list[Sample], max_new_tokens: int =
     for s in samples:
         img = s.scene.render()
         q = s.question
-        row = {"qtype": q.qtype, "answer": q.answer}
+        row = {"qtype": q.qtype, "answer": q.answer, "objects": len(s.scene.objects)}
         for mode in ("baseline", "glimpse"):
             r = engine.run([img], q.text, RunSettings(mode, generation=gen))
             row[f"{mode}_pred"] = r.answer.strip()
@@ -54,6 +54,8 @@ def summarize(rows: list[dict]) -> dict:
             "n": len(rs),
             "baseline_acc": _mean([float(r["baseline_ok"]) for r in rs]),
             "glimpse_acc": _mean([float(r["glimpse_ok"]) for r in rs]),
+            "baseline_acc_1obj": _mean([float(r["baseline_ok"]) for r in rs if r["objects"] == 1]),
+            "baseline_acc_multi": _mean([float(r["baseline_ok"]) for r in rs if r["objects"] > 1]),
             "pruned": 1.0 - _mean([r["kept"] for r in rs]),
             "vip_recall": _mean([r["recall"] for r in rs]),
             "baseline_ms": 1000 * statistics.median([r["baseline_s"] for r in rs]),
@@ -64,10 +66,12 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def table(summary: dict) -> str:
-    head = "| type | n | baseline acc | glimpse acc | tokens pruned | VIP recall | baseline ms | glimpse ms |\n|---|---|---|---|---|---|---|---|"
+    head = ("| type | n | baseline acc | glimpse acc | baseline acc, 1-object scenes | baseline acc, 2-5 objects "
+            "| tokens pruned | VIP recall | baseline ms | glimpse ms |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for k, s in summary.items():
         lines.append(f"| {k} | {s['n']} | {100 * s['baseline_acc']:.1f}% | {100 * s['glimpse_acc']:.1f}% | "
+                     f"{100 * s['baseline_acc_1obj']:.1f}% | {100 * s['baseline_acc_multi']:.1f}% | "
                      f"{100 * s['pruned']:.1f}% | {100 * s['vip_recall']:.1f}% | {s['baseline_ms']:.0f} | {s['glimpse_ms']:.0f} |")
     return "\n".join(lines)
 
@@ -76,3 +80,38 @@ def run_heldout(base: str, glimpse: str, n: int, qtypes=QTYPES, n_objects=(1, 5)
     torch.set_num_threads(1)
     engine = GlimpseEngine.from_pretrained(base, glimpse, device="cpu", dtype="float32")
     return evaluate(engine, heldout(n, qtypes, n_objects))
+
+
+def oracle_k_sweep(base_dir: str, samples: list[Sample], ks: tuple[int, ...], spec=None) -> dict:
+    """Accuracy when the target cells (the VIP's training target) are kept and everything else is
+    pruned after layer K, for each K: how late the frozen base still tolerates pruning, which is
+    what the choice of ``reduce_layer`` trades against speed. The VIP is bypassed (mask source)."""
+    from dataclasses import replace
+
+    from ..loading import load_base
+    from ..tiny import tiny_glimpse_config
+    from ..vip import GlimpseModules
+    from .model import TOY_SPEC
+
+    spec = spec or TOY_SPEC
+    base = load_base(base_dir, device="cpu", dtype="float32")
+    gen = GenerationSettings(max_new_tokens=3)
+    out = {}
+    for k in ks:
+        gcfg = replace(tiny_glimpse_config(spec, base.model.config), reduce_layer=k, selected_layers=[k])
+        modules = GlimpseModules(gcfg)
+        modules.init_random(seed=0)
+        engine = GlimpseEngine(base, modules)
+        ok, kept = [], []
+        for s in samples:
+            boxes = [s.scene.objects[i].box for i in s.question.targets]
+
+            def oracle(inputs, probs, boxes=boxes):
+                masks = [box_cells(boxes, g) for g in inputs.grids]
+                return [m if m.any() else torch.zeros_like(m).index_fill_(0, torch.tensor([0]), True) for m in masks]
+
+            r = engine.run([s.scene.render()], s.question.text, RunSettings("glimpse", generation=gen), mask_source=oracle)
+            ok.append(r.answer.strip() == s.question.answer)
+            kept.append(float(r.images[0].keep_mask.float().mean()))
+        out[k] = {"acc": sum(ok) / len(ok), "kept": sum(kept) / len(kept)}
+    return out

@@ -47,22 +47,35 @@ class BaseTrainConfig:
     attn_weight: float = 0.5
     attn_heads: int = 2  # heads per hop layer that are supervised
     hop_layers: tuple[int, int] = (0, 1)
-    # (fraction of training, max objects per scene)
-    curriculum: tuple[tuple[float, int], ...] = ((0.0, 2), (0.12, 3), (0.25, 4), (0.4, 5))
-    ckpt_every: int = 100
+    # Schedules in absolute steps, as the shipped run used them (its plan changed twice mid-run):
+    # (from step, max objects per scene)
+    curriculum: tuple[tuple[int, int], ...] = ((0, 2), (180, 3), (375, 4), (680, 5))
+    # (from step, cosine horizon in steps)
+    lr_phases: tuple[tuple[int, int], ...] = ((0, 1500), (500, 1700), (700, 1800), (1000, 2400))
+    # (from step, question types, weights or None): from step 700 the colour-referenced questions,
+    # which the model can learn without recognising shapes, get half the batches
+    mix: tuple = (
+        (0, QTYPES[:5], None),
+        (500, QTYPES, None),
+        (700, QTYPES, (0.1, 0.1, 0.1, 0.1, 0.1, 0.25, 0.25)),
+    )
+    ckpt_every: int = 50
     log_every: int = 20
     threads: int = 1
     max_minutes: float = 60.0
     spec: dict = field(default_factory=lambda: asdict(TOY_SPEC))
 
 
+def _phase(table, step: int):
+    current = table[0]
+    for row in table:
+        if step >= row[0]:
+            current = row
+    return current
+
+
 def max_objects(cfg: BaseTrainConfig, step: int) -> int:
-    frac = step / max(1, cfg.steps)
-    n = cfg.curriculum[0][1]
-    for f, m in cfg.curriculum:
-        if frac >= f:
-            n = m
-    return n
+    return _phase(cfg.curriculum, step)[1]
 
 
 def canvas_size(rng: np.random.Generator) -> tuple[int, int]:
@@ -159,7 +172,8 @@ def make_batch(cfg: BaseTrainConfig, step: int, tokenizer, improc):
     size = canvas_size(rng)
     n_max = max_objects(cfg, step)
     base = (cfg.seed * 1_000_003 + step) * cfg.batch  # training seeds stay far below the held-out range
-    samples = [sample(base + i, QTYPES, (1, n_max), size) for i in range(cfg.batch)]
+    _, qtypes, weights = _phase(cfg.mix, step)
+    samples = [sample(base + i, tuple(qtypes), (1, n_max), size, weights) for i in range(cfg.batch)]
     items = [encode(s, tokenizer, improc, QWEN_CHAT_TEMPLATE, fast=True) for s in samples]
     return collate(items, tokenizer.pad_token_id), [s.question.qtype for s in samples]
 
@@ -167,7 +181,8 @@ def make_batch(cfg: BaseTrainConfig, step: int, tokenizer, improc):
 def lr_at(cfg: BaseTrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    horizon = _phase(cfg.lr_phases, step)[1]
+    t = (step - cfg.warmup) / max(1, horizon - cfg.warmup)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 

@@ -12,13 +12,17 @@ from ..checkpoints import save_modules
 from ..engine import GlimpseEngine
 from ..loading import load_base
 from ..tiny import tiny_glimpse_config
-from ..training import Example, GlimpseTrainConfig, make_optimizer, train_modules, trainable
+from dataclasses import replace
+
+from ..training import Example, GlimpseTrainConfig, calibrate_threshold, make_optimizer, train_modules, trainable
 from ..vip import GlimpseModules
 from .model import TOY_SPEC
 from .world import QTYPES, Sample, sample
 
-# Module-training seeds: their own range, away from the base's training seeds and the held-out split.
+# Module-training seeds: their own range, away from the base's training seeds and the held-out split;
+# the threshold is calibrated on yet another range.
 GLIMPSE_SEED_BASE = 5_000_000
+CALIBRATION_SEED_BASE = 7_000_000
 
 
 def to_example(s: Sample) -> Example:
@@ -27,7 +31,7 @@ def to_example(s: Sample) -> Example:
 
 
 def train_glimpse(base_dir: str, out_dir: str, run_dir: str, cfg: GlimpseTrainConfig, spec=TOY_SPEC,
-                  max_minutes: float = 20.0, threads: int = 1) -> dict:
+                  max_minutes: float = 20.0, threads: int = 1, calibrate: int = 150, recall: float = 0.95) -> dict:
     torch.set_num_threads(threads)
     base = load_base(base_dir, device="cpu", dtype="float32")
     gcfg = tiny_glimpse_config(spec, base.model.config)
@@ -63,5 +67,13 @@ def train_glimpse(base_dir: str, out_dir: str, run_dir: str, cfg: GlimpseTrainCo
 
     train_modules(engine, batches, cfg, start_step=start, opt=opt, on_step=on_step, max_seconds=max_minutes * 60 - prev * 60)
     (run / "curve.json").write_text(json.dumps(curve))
+    info = {"steps": curve[-1]["step"] if curve else 0, "minutes": curve[-1]["minutes"] if curve else 0.0}
+    if calibrate:
+        engine.modules.eval().requires_grad_(False)
+        cal = calibrate_threshold(engine, [to_example(sample(CALIBRATION_SEED_BASE + i)) for i in range(calibrate)], recall)
+        modules.cfg = replace(modules.cfg, reduce_threshold=cal["chosen"]["threshold"])
+        engine.gp = modules.cfg
+        (run / "calibration.json").write_text(json.dumps(cal, indent=1))
+        info["calibration"] = cal["chosen"]
     save_modules(out_dir, modules, base.model.config, fmt="pt")
-    return {"steps": curve[-1]["step"] if curve else 0, "minutes": curve[-1]["minutes"] if curve else 0.0}
+    return info

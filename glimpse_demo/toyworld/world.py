@@ -25,7 +25,7 @@ COLORS = {
 COLOR_NAMES = tuple(COLORS)
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
 NUMBERS = ("0", "1", "2", "3", "4")
-QTYPES = ("color", "shape", "exist", "count", "position")
+QTYPES = ("color", "shape", "exist", "count", "position", "exist_color", "count_color")
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,18 @@ def make_question(rng: np.random.Generator, scene: Scene, qtype: str) -> Questio
         present = [o.shape for o in objs]
         shape = str(rng.choice(present)) if present and rng.random() < 0.85 else str(rng.choice(SHAPES))
         hits = tuple(i for i, o in enumerate(objs) if o.shape == shape)
+        if len(hits) >= len(NUMBERS):
+            return None
         return Question("count", f"how many {shape} are there ?", NUMBERS[len(hits)], hits, (shape,))
+    if qtype in ("exist_color", "count_color"):
+        present = [o.color for o in objs]
+        color = str(rng.choice(present)) if present and rng.random() < 0.6 else str(rng.choice(COLOR_NAMES))
+        hits = tuple(i for i, o in enumerate(objs) if o.color == color)
+        if len(hits) >= len(NUMBERS):
+            return None
+        if qtype == "exist_color":
+            return Question(qtype, f"is there a {color} object ?", "yes" if hits else "no", hits, (color,))
+        return Question(qtype, f"how many are {color} ?", NUMBERS[len(hits)], hits, (color,))
     raise ValueError(f"unknown question type {qtype!r}")
 
 
@@ -216,12 +227,14 @@ class Sample:
 
 
 def sample(seed: int, qtypes: tuple[str, ...] = QTYPES, n_objects: tuple[int, int] = (1, 5),
-           size: tuple[int, int] | None = None) -> Sample:
-    """The sample of ``seed``: a scene with n in [lo, hi] objects and one question (deterministic)."""
+           size: tuple[int, int] | None = None, weights: tuple[float, ...] | None = None) -> Sample:
+    """The sample of ``seed``: a scene with n in [lo, hi] objects and one question (deterministic);
+    ``weights`` (one per qtype) skews the question mix."""
     rng = np.random.default_rng(seed)
+    p = None if weights is None else np.asarray(weights, dtype=np.float64) / sum(weights)
     for _ in range(50):
         n = int(rng.integers(n_objects[0], n_objects[1] + 1))
-        qtype = str(rng.choice(qtypes))
+        qtype = str(rng.choice(qtypes)) if p is None else str(rng.choice(qtypes, p=p))
         if qtype == "count":
             n = max(n, 2) if n_objects[1] >= 2 else n
         scene = make_scene(rng, n, size)
