@@ -239,7 +239,7 @@ def calibrate_threshold(engine: GlimpseEngine, examples: Sequence[Example], reca
     assuming 0.5.
     """
     pairs = [vip_probabilities(engine, ex) for ex in examples]
-    candidates = candidates or [round(0.02 * k, 2) for k in range(1, 50)]
+    candidates = candidates or [1e-4, 3e-4, 1e-3, 3e-3, 0.01] + [round(0.02 * k, 2) for k in range(1, 50)]
     table = []
     for t in candidates:
         recs = [float((p[m] > t).float().mean()) for p, m in pairs if m.any()]

@@ -67,9 +67,9 @@ def test_one_step_lowers_the_loss_on_a_tiny_batch(fresh_engine, scene):
     cfg = GlimpseTrainConfig(steps=10, lr=3e-4, warmup=1)
     opt = make_optimizer(trainable(fresh_engine), cfg)
     frozen = {n: p.detach().clone() for n, p in fresh_engine.model.named_parameters()}
-    before = float(example_loss(fresh_engine, batch[0], cfg).total)
+    before = float(example_loss(fresh_engine, batch[0], cfg).total.detach())
     stats = train_step(fresh_engine, batch, opt, cfg, step=0)
-    after = float(example_loss(fresh_engine, batch[0], cfg).total)
+    after = float(example_loss(fresh_engine, batch[0], cfg).total.detach())
     assert stats["loss"] == pytest.approx(before, rel=1e-4)
     assert after < before
     assert all(torch.equal(p, frozen[n]) for n, p in fresh_engine.model.named_parameters()), "the base must stay frozen"

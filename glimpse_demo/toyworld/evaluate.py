@@ -65,14 +65,17 @@ def summarize(rows: list[dict]) -> dict:
     return {k: stats(v) for k, v in sorted(by.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
 
 
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:.1f}%"
+
+
 def table(summary: dict) -> str:
     head = ("| type | n | baseline acc | glimpse acc | baseline acc, 1-object scenes | baseline acc, 2-5 objects "
             "| tokens pruned | VIP recall | baseline ms | glimpse ms |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for k, s in summary.items():
-        lines.append(f"| {k} | {s['n']} | {100 * s['baseline_acc']:.1f}% | {100 * s['glimpse_acc']:.1f}% | "
-                     f"{100 * s['baseline_acc_1obj']:.1f}% | {100 * s['baseline_acc_multi']:.1f}% | "
-                     f"{100 * s['pruned']:.1f}% | {100 * s['vip_recall']:.1f}% | {s['baseline_ms']:.0f} | {s['glimpse_ms']:.0f} |")
+        cells = [s["baseline_acc"], s["glimpse_acc"], s["baseline_acc_1obj"], s["baseline_acc_multi"], s["pruned"], s["vip_recall"]]
+        lines.append(f"| {k} | {s['n']} | " + " | ".join(_pct(c) for c in cells) + f" | {s['baseline_ms']:.0f} | {s['glimpse_ms']:.0f} |")
     return "\n".join(lines)
 
 
