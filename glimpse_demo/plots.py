@@ -60,7 +60,7 @@ def probability_histogram(probs: np.ndarray, keep: np.ndarray, threshold: float,
     fig.add_trace(go.Histogram(x=p[k], xbins=xbins, name=f"kept ({int(k.sum())})", marker_color=KEPT_COLOR))
     fig.add_trace(go.Histogram(x=p[~k], xbins=xbins, name=f"dropped ({int((~k).sum())})", marker_color=DROPPED_COLOR))
     fig.add_vline(x=threshold, line_width=2, line_dash="dash", line_color="#1c7ed6",
-                  annotation_text=f"threshold {threshold:.2f}", annotation_position="top")
+                  annotation_text=f"threshold {threshold:.3g}", annotation_position="top")
     fig.update_layout(barmode="stack", bargap=0.05)
     fig.update_xaxes(range=[0, 1], title_text="VIP keep probability")
     fig.update_yaxes(title_text="image tokens")

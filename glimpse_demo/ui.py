@@ -6,6 +6,7 @@ User mistakes become ``gr.Error`` with the engine's message; nothing shows a tra
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +38,16 @@ EXAMPLES = [  # (file, question): a small object in a large scene, text, countin
     ("hubble_deep_field.jpg", "How many large spiral galaxies can you see?"),
     ("chelsea.png", "What colour are the cat's eyes?"),
 ]
+TOY_EXAMPLES = EXAMPLES_DIR / "toy" / "examples.json"  # written by scripts/make_toy_examples.py
+
+
+def toy_examples() -> list[tuple[str, str]]:
+    """(file, question) of the toy-world scenes, the built-in model's own world."""
+    if not TOY_EXAMPLES.is_file():
+        return []
+    return [(f"toy/{e['file']}", e["question"]) for e in json.loads(TOY_EXAMPLES.read_text())]
+
+
 NO_MODULES = SimpleNamespace(reduce_threshold=0.5, max_remain_ratio=None, min_remain_num=1, anchor_positions=())
 CSS = """
 #answer-glimpse textarea { border-left: 4px solid #e8590c; }
@@ -195,9 +206,16 @@ class DemoUI:
             with gr.Row():
                 c["temperature"] = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="temperature")
                 c["top_p"] = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="top-p")
-        gr.Examples([[str(EXAMPLES_DIR / f), q] for f, q in EXAMPLES if (EXAMPLES_DIR / f).is_file()],
-                    inputs=[c["image"], c["question"]], label="Real photographs (sources: examples/README.md)",
-                    examples_per_page=8)
+        galleries = [
+            (toy_examples(), "Toy scenes: the built-in model's synthetic world (examples/toy/)"),
+            (EXAMPLES, "Real photographs (sources: examples/README.md)"),
+        ]
+        if self.info.kind != "toy":
+            galleries.reverse()
+        for items, label in galleries:
+            rows = [[str(EXAMPLES_DIR / f), q] for f, q in items if (EXAMPLES_DIR / f).is_file()]
+            if rows:
+                gr.Examples(rows, inputs=[c["image"], c["question"]], label=label, examples_per_page=8)
         return [c[k] for k in ("image", "extra", "question", "threshold", "ratio", "max_new", "greedy",
                                "temperature", "top_p", "seed", "with_baseline", "opacity")]
 

@@ -112,9 +112,9 @@ def kept_summary(images: list[ImageResult], threshold: float, max_keep_ratio: fl
     kept, total = sum(r.kept_tokens for r in images), sum(r.total_tokens for r in images)
     cap = "" if max_keep_ratio is None or max_keep_ratio >= 1.0 else f", max keep ratio {max_keep_ratio:.2f}"
     if predicted:
-        return (f"**Predicted kept visual tokens: {_share(kept, total)}** at threshold {threshold:.2f}{cap}. "
+        return (f"**Predicted kept visual tokens: {_share(kept, total)}** at threshold {threshold:.3g}{cap}. "
                 "Re-drawn from the last run's probabilities; press **Run** to regenerate the answers.")
-    return f"**GlimpsePrune kept {_share(kept, total)} visual tokens** at threshold {threshold:.2f}{cap}."
+    return f"**GlimpsePrune kept {_share(kept, total)} visual tokens** at threshold {threshold:.3g}{cap}."
 
 
 def _ms(s: float) -> str:
@@ -160,10 +160,12 @@ def banner(info: ModelInfo) -> str:
                 "its importance map is random. Everything else (pruning, masks, timings, memory) is real. "
                 f"For real answers start {REAL_MODEL_HINT}.")
     if info.kind == "toy":
-        return (f"### ⚠️ Not a pretrained model: a small toy model\n{loaded}\n\nThe built-in model is a small "
-                "Qwen2.5-VL trained only on synthetic pictures of coloured shapes: it knows nothing about photographs "
-                "and its answers about them mean little, though its importance map follows shapes. "
-                f"For real answers start {REAL_MODEL_HINT}.")
+        return (f"### ⚠️ Not a pretrained model: a small toy model\n{loaded}\n\nThe built-in model is a "
+                "Qwen2.5-VL of about 1.5M parameters trained from scratch on this machine, only on synthetic pictures "
+                "of coloured shapes (try the toy scenes). It answers colour questions (\"is there a red object ?\", "
+                "\"how many are blue ?\", \"what color is the triangle ?\") and its importance map finds the objects "
+                "asked about; it cannot answer \"what shape\" or \"where\", and knows nothing about photographs "
+                f"(held-out accuracy in assets/toy/EVAL.md). For real answers start {REAL_MODEL_HINT}.")
     if info.kind == "tiny":
         return (f"### ⚠️ A tiny model\n{loaded}\n\nThis model is very small; unless it was trained for this, its "
                 f"answers are not meaningful. For real answers start {REAL_MODEL_HINT}.")

@@ -159,7 +159,7 @@ def legend_bar(width: int, threshold: float | None = None) -> Image.Image:
     if threshold is not None:
         x = x0 + round(min(max(threshold, 0.0), 1.0) * (x1 - x0 - 1))
         draw.line([(x, bar_top - 4), (x, bar_bottom)], fill=THRESHOLD_MARK, width=2)
-        label = f"threshold {threshold:.2f}"
+        label = f"threshold {threshold:.3g}"
         tw = draw.textlength(label, font=font)
         draw.text((max(x1 - tw, x0 + 120), 3), label, fill=THRESHOLD_MARK, font=font)
     return strip

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "assets" / "screenshot.png"))
     p.add_argument("--base-model")
     p.add_argument("--glimpse-modules")
+    p.add_argument("--image", help="picture to upload (default: the first toy scene for the toy model, else rocket.jpg)")
+    p.add_argument("--question")
     a = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from playwright.sync_api import sync_playwright
@@ -91,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as pw:
             browser = open_browser(pw)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            shown = run_example(page, url)
+            image, question = EXAMPLE, QUESTION
+            if info.kind == "toy":
+                from glimpse_demo.ui import EXAMPLES_DIR, toy_examples
+
+                first, question = toy_examples()[0]
+                image = EXAMPLES_DIR / first
+            image = Path(a.image) if a.image else image
+            shown = run_example(page, url, image=image, question=a.question or question)
             page.wait_for_timeout(800)  # let the plots finish their first layout
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=a.out, full_page=True)
