@@ -51,8 +51,6 @@ def _infer_args(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(a: argparse.Namespace):
-    from .settings import GenerationSettings, PruneSettings, RunSettings
-
     sampling = a.temperature is not None and not a.greedy
     anchors = tuple(x for x in a.anchors.split(",") if x) if a.anchors is not None else None
     try:

@@ -23,7 +23,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
-from .errors import CheckpointError, InputError, OutOfMemory
+from .errors import CheckpointError, OutOfMemory
 from .gpconfig import GlimpseConfig
 from .loading import BaseModel
 from .metrics import Clock, PeakMemory
@@ -32,7 +32,7 @@ from .prompting import PromptInputs, build_inputs
 from .pruning import kv_bytes, kv_length, prune_tokens
 from .result import ImageResult, Memory, RunResult, Timings
 from .sampling import next_token
-from .settings import GenerationSettings, PruneSettings, RunSettings
+from .settings import PruneSettings, RunSettings
 from .vip import GlimpseModules, _rotate_half
 from .vision import VisionOutput, encode_images
 
@@ -184,6 +184,40 @@ class GlimpseEngine:
         full = (q @ keys.repeat_interleave(groups, dim=1).transpose(-1, -2)).float() * attn.scaling
         return torch.log_softmax(full, dim=-1)[0, :, 0].index_select(-1, image_pos).T
 
+    def run_with_glimpse(
+        self,
+        hidden: torch.Tensor,
+        position_ids: torch.Tensor,
+        next_pos: int,
+        cache: DynamicCache,
+        image_pos: torch.Tensor,
+        layers: range,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Append the glimpse token(s) after ``hidden [1, S, D]`` and run ``layers`` from layer 0.
+
+        The glimpse sits at positions ``next_pos ..`` on all three M-RoPE axes; its embedding for
+        layer ``l`` is added at that layer's input for every ``l`` in ``le_layers``. Returns the
+        hidden states and position ids with the glimpse at the end, and the glimpse-row scores of
+        the ``selected_layers`` in config order. No in-place writes, so the trainer can backprop.
+        """
+        gp, le = self.gp, self.gp.le_length
+        g0 = self.modules.glimpse_embedding(0).to(hidden.dtype)
+        hidden = torch.cat([hidden, g0.unsqueeze(0)], dim=1)
+        g_pos = torch.arange(next_pos, next_pos + le, device=position_ids.device).view(1, 1, le).expand(3, 1, le)
+        position_ids = torch.cat([position_ids, g_pos], dim=2)
+        scores: dict[int, torch.Tensor] = {}
+
+        def add_glimpse(i: int, h: torch.Tensor) -> torch.Tensor:
+            e = self.modules.glimpse_embedding(i) if i > 0 else None
+            return h if e is None else torch.cat([h[:, :-le], h[:, -le:] + e.to(h.dtype)], dim=1)
+
+        def score(i: int, x_in: torch.Tensor, rope: tuple) -> None:
+            if i in gp.selected_layers:
+                scores[i] = self.glimpse_row_scores(i, x_in, rope, cache.layers[i].keys, image_pos)
+
+        hidden = self.run_layers(hidden, position_ids, cache, layers, add_glimpse, score)
+        return hidden, position_ids, [scores[i] for i in gp.selected_layers]
+
     def vip_logits(self, scores: list[torch.Tensor], vision: VisionOutput, grids: list[tuple[int, int]]) -> torch.Tensor:
         """VIP keep logits ``[N]`` (all images, raster order) from the glimpse rows of the
         ``selected_layers`` (each ``[N, heads]``) and the vision output. Differentiable: the
@@ -245,28 +279,9 @@ class GlimpseEngine:
         S = hidden.shape[1]
         le = gp.le_length
         image_pos = inputs.mm_token_type_ids[0].nonzero().squeeze(-1).to(self.device)
-        # the glimpse: le_length extra tokens after the prompt, positions continuing the text axis
-        g0 = self.modules.glimpse_embedding(0).to(hidden.dtype)
-        hidden = torch.cat([hidden, g0.unsqueeze(0)], dim=1)
-        g_pos = torch.arange(next_pos, next_pos + le, device=position_ids.device).view(1, 1, le).expand(3, 1, le)
-        position_ids = torch.cat([position_ids, g_pos], dim=2)
-        scores: dict[int, torch.Tensor] = {}
-
-        def add_glimpse(i: int, h: torch.Tensor) -> torch.Tensor:
-            e = self.modules.glimpse_embedding(i) if i > 0 else None
-            if e is None:
-                return h
-            h = h.clone()
-            h[0, -le:] += e.to(h.dtype)
-            return h
-
-        def score(i: int, x_in: torch.Tensor, rope: tuple) -> None:
-            if i in gp.selected_layers:
-                scores[i] = self.glimpse_row_scores(i, x_in, rope, cache.layers[i].keys, image_pos)
-
-        hidden = self.run_layers(hidden, position_ids, cache, range(K + 1), add_glimpse, score)
+        hidden, position_ids, scores = self.run_with_glimpse(hidden, position_ids, next_pos, cache, image_pos, range(K + 1))
         clock = Clock(self.device)
-        logits = self.vip_logits([scores[i] for i in gp.selected_layers], vision, inputs.grids)
+        logits = self.vip_logits(scores, vision, inputs.grids)
         probs = list(torch.sigmoid(logits.float()).split(vision.image_segments))
         masks = mask_source(inputs, probs) if mask_source is not None else self._masks(probs, inputs, prune)
         keep = torch.ones(S + le, dtype=torch.bool, device=self.device)

@@ -93,7 +93,7 @@ class ExampleLoss:
 
 def example_loss(engine: GlimpseEngine, ex: Example, cfg: GlimpseTrainConfig) -> ExampleLoss:
     """Forward one example with the glimpse before its answer; differentiable in the modules."""
-    gp, modules, base = engine.gp, engine.modules, engine.base
+    gp, base = engine.gp, engine.base
     dev = engine.device
     inputs = engine.prepare([ex.image], ex.question)
     tok = base.tokenizer
@@ -108,25 +108,9 @@ def example_loss(engine: GlimpseEngine, ex: Example, cfg: GlimpseTrainConfig) ->
         hidden, position_ids, next_pos = engine.embed(inputs, vision)
     le = gp.le_length
     image_pos = inputs.mm_token_type_ids[0].nonzero().squeeze(-1).to(dev)
-    g0 = modules.glimpse_embedding(0).to(hidden.dtype)
-    hidden = torch.cat([hidden, g0.unsqueeze(0)], dim=1)
-    g_pos = torch.arange(next_pos, next_pos + le, device=dev).view(1, 1, le).expand(3, 1, le)
-    position_ids = torch.cat([position_ids, g_pos], dim=2)
     cache = DynamicCache(config=engine.lm.config)
-    scores: dict[int, torch.Tensor] = {}
-
-    def add_glimpse(i: int, h: torch.Tensor) -> torch.Tensor:
-        e = modules.glimpse_embedding(i) if i > 0 else None
-        if e is None:
-            return h
-        return torch.cat([h[:, :-le], h[:, -le:] + e.to(h.dtype)], dim=1)
-
-    def score(i: int, x_in: torch.Tensor, rope: tuple) -> None:
-        if i in gp.selected_layers:
-            scores[i] = engine.glimpse_row_scores(i, x_in, rope, cache.layers[i].keys, image_pos)
-
     n_layers = len(engine.lm.layers)
-    hidden = engine.run_layers(hidden, position_ids, cache, range(n_layers), add_glimpse, score)
+    hidden, _, scores = engine.run_with_glimpse(hidden, position_ids, next_pos, cache, image_pos, range(n_layers))
     # the last glimpse position predicts the first answer token; the answer tokens predict the rest
     first = engine.model.lm_head(engine.lm.norm(hidden[:, -1:]))[0, -1]
     logits = [first.unsqueeze(0)]
@@ -137,7 +121,7 @@ def example_loss(engine: GlimpseEngine, ex: Example, cfg: GlimpseTrainConfig) ->
     logits = torch.cat(logits).float()
     lm = F.cross_entropy(logits, answer[0])
 
-    vip = engine.vip_logits([scores[i] for i in gp.selected_layers], vision, inputs.grids)
+    vip = engine.vip_logits(scores, vision, inputs.grids)
     target = torch.cat([box_cells(ex.boxes, g) for g in inputs.grids]).to(dev)
     dice = dice_loss(vip, target)
     bce = F.binary_cross_entropy_with_logits(vip.float(), target.float())

@@ -7,7 +7,6 @@ Imports torch only.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .gpconfig import GlimpseConfig
