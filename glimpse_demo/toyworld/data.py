@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..prompting import build_inputs
+from ..prompting import build_inputs, pixel_budget
 from .world import COLOR_NAMES, SHAPES, Sample, render
 
 
@@ -57,8 +57,14 @@ def cell_labels(sample: Sample, labels: np.ndarray, grid: tuple[int, int], sub: 
             color[c] = 1 + COLOR_NAMES.index(o.color)
     for o in objs:
         cx, cy = o.center
-        center[min(int(cy * gh), gh - 1) * gw + min(int(cx * gw), gw - 1)] = 1 + SHAPES.index(o.shape)
+        center[cell_of(cx, cy, grid)] = 1 + SHAPES.index(o.shape)
     return torch.from_numpy(shape), torch.from_numpy(color), torch.from_numpy(center)
+
+
+def cell_of(x: float, y: float, grid: tuple[int, int]) -> int:
+    """Raster index of the merged cell holding the point (x, y), given as fractions of the picture."""
+    gh, gw = grid
+    return min(int(y * gh), gh - 1) * gw + min(int(x * gw), gw - 1)
 
 
 def draw_size(scene, max_pixels: int, oversample: float = 2.0) -> tuple[int, int]:
@@ -72,7 +78,7 @@ def encode(sample: Sample, tokenizer, image_processor, chat_template: str, fast:
     processor's downscale then does the rest); the picture is the same up to anti-aliasing."""
     size = None
     if fast:
-        max_pixels = int(image_processor.size.get("longest_edge") or image_processor.size.get("max_pixels"))
+        _, max_pixels = pixel_budget(image_processor)
         size = draw_size(sample.scene, max_pixels)
     img, lab = render(sample.scene, size)
     q = sample.question
@@ -91,11 +97,7 @@ def encode(sample: Sample, tokenizer, image_processor, chat_template: str, fast:
     keyword_pos = [i for i in range(q_start, len(prompt)) if int(prompt[i]) in kw_ids]
     type_id = tokenizer.convert_tokens_to_ids(TYPE_WORDS[q.qtype])
     type_pos = [i for i in range(q_start, len(prompt)) if int(prompt[i]) == type_id][:1]
-    gh, gw = grid
-    targets = []
-    for i in q.targets:
-        cx, cy = sample.scene.objects[i].center
-        targets.append(min(int(cy * gh), gh - 1) * gw + min(int(cx * gw), gw - 1))
+    targets = [cell_of(*sample.scene.objects[i].center, grid) for i in q.targets]
     shape, color, center = cell_labels(sample, lab, grid)
     return Encoded(ids, mm, labels, inp.pixel_values, inp.image_grid_thw, grid, len(prompt) - 1, keyword_pos,
                    type_pos, targets, image_start, shape, color, center)
